@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dataset import DATA_DIR, DataError, IndexDataset, read_index, write_index
+from dataset import DATA_DIR, DataError, IndexDataset, read_index, warn, write_index
 
-SPLITS = {  # split -> (images file, labels file, count)
+SPLITS = {  # split -> (images file, labels file, canonical count)
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60_000),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000),
 }
@@ -77,23 +77,27 @@ def locate_mnist(mnist_dir: str | None, data_dir: Path) -> Path:
     return default
 
 
-def index_is_complete(index_file: Path, count: int) -> bool:
+def index_is_complete(index_file: Path) -> bool:
+    """The index is written last, atomically: if it parses and its images exist, the split is done."""
     if not index_file.is_file():
         return False
     try:
         samples = read_index(index_file)
     except DataError:
         return False
-    return len(samples) == count and all(os.path.isfile(s.path) for s in samples)
+    return all(os.path.isfile(s.path) for s in samples)
 
 
 def write_split(raw: Path, data_dir: Path, split: str) -> None:
-    images_name, labels_name, count = SPLITS[split]
+    images_name, labels_name, canonical = SPLITS[split]
     images = read_idx(find_idx_file(raw, images_name))
     labels = read_idx(find_idx_file(raw, labels_name))
+    count = len(labels)
     if images.shape != (count, 28, 28) or labels.shape != (count,):
-        raise DataError(f"{raw}: {split} IDX files hold {images.shape} images and {labels.shape} labels, "
-                        f"expected ({count}, 28, 28) and ({count},)")
+        raise DataError(f"{raw}: {split} IDX files hold images of shape {images.shape} and labels of shape "
+                        f"{labels.shape}, expected ({count}, 28, 28) and ({count},)")
+    if count != canonical:
+        warn(f"{raw}: {split} split has {count} images, not MNIST's {canonical}")
     if labels.max() > 9:
         raise DataError(f"{find_idx_file(raw, labels_name)}: label {labels.max()} outside 0-9")
     for d in range(10):
@@ -113,7 +117,7 @@ def write_split(raw: Path, data_dir: Path, split: str) -> None:
 
 def prepare_mnist(data_dir=DATA_DIR, mnist_dir: str | None = None, force: bool = False) -> None:
     data_dir = Path(data_dir)
-    todo = [s for s, (_, _, n) in SPLITS.items() if force or not index_is_complete(data_dir / f"{s}.txt", n)]
+    todo = [s for s in SPLITS if force or not index_is_complete(data_dir / f"{s}.txt")]
     if not todo:
         print(f"MNIST already prepared in {data_dir} (train.txt, test.txt); nothing to do")
     else:
@@ -123,7 +127,7 @@ def prepare_mnist(data_dir=DATA_DIR, mnist_dir: str | None = None, force: bool =
         for split in todo:
             (data_dir / f"{split}.txt").unlink(missing_ok=True)  # no stale index while its images change
             write_split(raw, data_dir, split)
-        print(f"  wrote {sum(SPLITS[s][2] for s in todo)} PNGs in {time.time() - start:.1f}s")
+        print(f"  done in {time.time() - start:.1f}s")
     for split in SPLITS:  # warm the decoded-array caches so training starts straight from memory
         IndexDataset(data_dir / f"{split}.txt")
 
