@@ -78,7 +78,7 @@ class Sample:
 
 def parse_label(token: str, where: str) -> int:
     token = token.strip()
-    if not (token.lstrip("-").isdigit() and 0 <= int(token) <= 9):
+    if not (token.isascii() and token.isdecimal() and 0 <= int(token) <= 9):
         raise DataError(f"{where}: label {token!r} is not a digit 0-9")
     return int(token)
 
@@ -186,6 +186,10 @@ def to_white_on_black(img: Image.Image) -> np.ndarray:
             backdrop = 255.0 if ink_is_dark else 0.0
             lum = lum * alpha + backdrop * (1.0 - alpha)
         gray = np.clip(lum + 0.5, 0, 255).astype(np.uint8)
+    elif img.mode.startswith(("I", "F")):  # 16-bit scans, float TIFFs: scale into 0..255, don't clip
+        arr = np.asarray(img, dtype=np.float32)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        gray = np.clip(arr * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
     else:
         gray = np.asarray(img.convert("L"), dtype=np.uint8)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
@@ -324,7 +328,7 @@ class IndexDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        return to_model_input(self.images[i : i + 1])[0], int(self.labels[i])
+        return to_model_input(self.images[i].unsqueeze(0))[0], int(self.labels[i])
 
 
 # ---------------------------------------------------------------- CLI
@@ -362,4 +366,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run main() from the importable module, not __main__: mnist.py and handwriting.py raise
+    # dataset.DataError, which a second copy of this file loaded as __main__ would not catch.
+    import dataset
+
+    sys.exit(dataset.main())

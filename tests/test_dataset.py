@@ -244,20 +244,27 @@ def test_getitem(folder, write_lines):
     assert xb.shape == (2, 1, 28, 28) and yb.tolist() == [1, 2]
 
 
-@pytest.mark.xfail(strict=True, reason="foundation bug: IndexDataset.__getitem__ slices images[i:i+1], empty for i=-1")
 def test_getitem_negative_index(folder, write_lines):
     ds = IndexDataset(write_lines(folder / "index.txt", ["img/a.png,1", "img/b.png,2"]), normalize="never")
     assert ds[-1][1] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="foundation bug: parse_label lets int() raise a plain ValueError "
-                                       "without file:line for tokens like '--5' or a superscript digit")
-@pytest.mark.parametrize("token", ["--5", "\u00b2"])
+@pytest.mark.parametrize("token", ["--5", "\u00b2", "+3", "3.0"])
 def test_odd_label_tokens_give_data_error(folder, write_lines, token):
     idx = write_lines(folder / "index.txt", [f"img/a.png,{token}"])
     with pytest.raises(DataError) as e:
         read_index(idx)
     check_error(e, idx, 1)
+
+
+def test_16_bit_grayscale_is_scaled_not_clipped(folder, write_lines):
+    """A 16-bit scan (ink 10000, paper 60000) must keep its contrast, inverted to white on black."""
+    arr = np.full((28, 28), 60000, dtype=np.uint16)
+    arr[8:20, 12:16] = 10000
+    Image.fromarray(arr).save(folder / "img" / "scan16.png")
+    ds = IndexDataset(write_lines(folder / "index.txt", ["img/scan16.png,1"]), normalize="never")
+    img = ds.images[0].numpy()
+    assert img[10, 13] > 200 and img[0, 0] < 30
 
 
 def test_fingerprint_tracks_labels_and_pixels(folder, write_lines, make_png):
