@@ -169,6 +169,19 @@ def write_results(run_dir: Path, results: dict) -> tuple[Path, Path]:
     return json_path, csv_path
 
 
+def pick_k(run_dir: Path) -> int:
+    """The best K on the MNIST test set if test.py has scored the run, else by validation accuracy."""
+    if (run_dir / "test_results.json").exists():
+        best = read_json(run_dir / "test_results.json")["best_k"]
+        return (best.get("mnist_test") or next(iter(best.values())))["by_mean_fold_accuracy"]
+    if (run_dir / "summary.json").exists() and read_json(run_dir / "summary.json").get("best_k"):
+        return read_json(run_dir / "summary.json")["best_k"]
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise DataError(f"{run_dir}: no checkpoints (k<K>/fold<i>.pt)")
+    return max(found, key=lambda k: len(found[k]))
+
+
 def ensemble_for_k(run_dir: Path, k: int, device="cpu") -> list:
     """The fold models of one K, for predicting new images."""
     folds = list_checkpoints(run_dir).get(k)

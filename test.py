@@ -18,8 +18,8 @@ import torch
 
 from dataset import DATA_DIR, DataError, load_digit, warn
 from engine import resolve_device
-from runs import RUNS_DIR, read_json, resolve_run
-from scoring import DEFAULT_SET_NAMES, ensemble_for_k, predict_images, score_run, write_results
+from runs import RUNS_DIR, resolve_run
+from scoring import DEFAULT_SET_NAMES, ensemble_for_k, pick_k, predict_images, score_run, write_results
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 DEFAULT_SETS = list(DEFAULT_SET_NAMES)  # data/test.txt (MNIST) and data/handwritten/test.txt
@@ -68,21 +68,6 @@ def image_files(paths) -> list[Path]:
     if not files:
         raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {' '.join(map(str, paths))}")
     return files
-
-
-def pick_k(run_dir: Path) -> int:
-    """The best K on the MNIST test set if test.py has scored the run, else by validation accuracy."""
-    if (run_dir / "test_results.json").exists():
-        best = read_json(run_dir / "test_results.json")["best_k"]
-        return (best.get("mnist_test") or next(iter(best.values())))["by_mean_fold_accuracy"]
-    if (run_dir / "summary.json").exists() and read_json(run_dir / "summary.json").get("best_k"):
-        return read_json(run_dir / "summary.json")["best_k"]
-    from runs import list_checkpoints
-
-    found = list_checkpoints(run_dir)
-    if not found:
-        raise DataError(f"{run_dir}: no checkpoints (k<K>/fold<i>.pt)")
-    return max(found, key=lambda k: len(found[k]))
 
 
 def predict_files(run_dir: Path, paths, device) -> list[dict]:
