@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,7 +151,9 @@ def write_index(index_file: Path, samples: list[tuple[str, int]], header: str = 
 def open_image(path: str, where: str) -> Image.Image:
     """Open and fully decode an image, turning every failure into a one-line DataError."""
     try:
-        img = Image.open(path)
+        with warnings.catch_warnings():  # our own size limit below replaces PIL's bomb warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
         w, h = img.size
         if w * h > MAX_PIXELS:
             raise DataError(f"{where}: {path} is {w}x{h}, over the {MAX_PIXELS // 1_000_000}-megapixel limit; "

@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from dataset import to_model_input
+from dataset import DataError, to_model_input
 
 EVAL_BATCH = 1000
 
@@ -23,11 +23,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available here (try --device auto)")
+        raise DataError("--device cuda: no CUDA device is available here (try --device auto)")
     if name == "mps" and not mps_ok:
-        raise ValueError("--device mps: Apple's MPS backend is not available here (try --device auto)")
+        raise DataError("--device mps: Apple's MPS backend is not available here (try --device auto)")
     if name not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device {name}: choose auto, cpu, cuda or mps")
+        raise DataError(f"--device {name}: choose auto, cpu, cuda or mps")
     return torch.device(name)
 
 

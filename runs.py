@@ -109,9 +109,11 @@ def load_checkpoint(path: Path) -> dict:
     except FileNotFoundError:
         raise DataError(f"{path}: checkpoint not found") from None
     except Exception as e:  # damaged, truncated, not a torch file, or a pickle that wants to run code
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        # torch's weights_only refusal is many lines; its one informative line names the offending global.
-        reason = next((ln for ln in lines if "WeightsUnpickler error" in ln), lines[0] if lines else type(e).__name__)
+        # torch's refusal is many lines of advice; keep the first line that names the cause.
+        advice = ("Weights only load failed", "Please file an issue", "Check the documentation", "Re-running",
+                  "In PyTorch 2.6", "(1) ", "(2) ")
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.strip().startswith(advice)]
+        reason = lines[0].removeprefix("WeightsUnpickler error: ") if lines else type(e).__name__
         raise DataError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "state_dict" not in ckpt:
         raise DataError(f"{path}: not a fold checkpoint of this repo (format {CHECKPOINT_FORMAT})")

@@ -121,7 +121,7 @@ def main(argv=None) -> int:
         print_results(results)
         print(f"\nscored {len(results['checkpoints'])} checkpoints in {time.time() - start:.1f}s; "
               f"wrote {json_path} and {csv_path}")
-    except (DataError, ValueError) as e:
+    except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

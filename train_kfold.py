@@ -42,7 +42,10 @@ def load_training_data(train_index, extra_train=(), limit=None, seed=0):
     base = IndexDataset(train_index)
     keep = np.arange(len(base))
     if limit is not None and limit < len(base):
-        keep, _ = train_test_split(keep, train_size=limit, stratify=base.labels.numpy(), random_state=seed)
+        try:
+            keep, _ = train_test_split(keep, train_size=limit, stratify=base.labels.numpy(), random_state=seed)
+        except ValueError as e:  # too few of a class on one side of the split
+            raise DataError(f"--limit {limit}: cannot draw a stratified subset of {len(base)} samples ({e})") from None
         keep = np.sort(keep)
     images, labels = [base.images[keep]], [base.labels[keep]]
     extras = []
