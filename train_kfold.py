@@ -115,7 +115,7 @@ def train_fold(run_dir, config, k, fold, images, labels, n_base, device, progres
     images, labels = images.to(device), labels.to(device)  # on CUDA the whole set lives on the device
     train_t, val_t = torch.from_numpy(train_idx).to(device), torch.from_numpy(val_idx).to(device)
 
-    name = f"k{k} fold {fold}/{k - 1}"
+    name = f"k{k} fold {fold}"
     bar = tqdm(total=config["epochs"] * len(train_idx), desc=name, unit="img", unit_scale=True,
                position=progress_position, leave=True, dynamic_ncols=True, disable=not sys.stderr.isatty())
     epochs, start = [], time.time()
@@ -177,7 +177,7 @@ def open_run_dir(args, config: dict) -> Path:
             raise DataError(f"{cfg_path}: this run was made with other settings: {', '.join(diff)}; "
                             "use the same settings to resume, or a new --run")
     else:
-        (run_dir).mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
         write_json(cfg_path, config)
     return run_dir
 

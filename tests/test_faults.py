@@ -1,37 +1,36 @@
 """End-to-end fault handling: the real scripts, run as processes, against bad input, kills and full disks.
 
-The cases (and the machinery that runs them) live in bench/fault_table.py, which prints them as
-a table (`python bench/fault_table.py`); here each case is one test. Every case runs the repo's
-scripts in separate processes with --runs-dir and data under tmp, and checks exit status, the
+The cases (and the machinery that runs them) live in the package bench/faults/;
+`python bench/fault_table.py` prints them as a table; here each case is one test. Every case runs the
+repo's scripts in separate processes with --runs-dir and data under tmp, and checks exit status, the
 one-line `error:`/`warning:` on stderr, and that no file of the run/data folder is damaged.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("fault_table", REPO / "bench" / "fault_table.py")
-fault_table = importlib.util.module_from_spec(_spec)
-sys.modules["fault_table"] = fault_table
-_spec.loader.exec_module(fault_table)
+if str(REPO / "bench") not in sys.path:
+    sys.path.insert(0, str(REPO / "bench"))
+
+import faults  # noqa: E402  (needs bench/ on sys.path)
 
 RESULTS: dict[str, tuple] = {}  # case name -> (Case, Outcome), for the table at the end
 
 
 @pytest.fixture(scope="module")
 def env(tiny_mnist_raw, tiny_data, tmp_path_factory):
-    e = fault_table.Env(tiny_mnist_raw, tiny_data, tmp_path_factory.mktemp("faults"))
+    e = faults.Env(tiny_mnist_raw, tiny_data, tmp_path_factory.mktemp("faults"))
     yield e
     e.close()
 
 
-@pytest.mark.parametrize("case", fault_table.CASES, ids=[c.id for c in fault_table.CASES])
+@pytest.mark.parametrize("case", faults.CASES, ids=[c.id for c in faults.CASES])
 def test_fault_case(env, case):
-    outcome = fault_table.run_case(case, env)
+    outcome = faults.run_case(case, env)
     RESULTS[case.name] = (case, outcome)
     if outcome.lost:
         pytest.fail(f"{case.name}: files lost:\n" + "\n".join(outcome.lost), pytrace=False)
@@ -42,11 +41,11 @@ def test_fault_case(env, case):
 
 def test_table_covers_the_issue_and_totals_are_clean(capsys):
     """The case table is big enough and unambiguous; the totals of the cases run above are clean."""
-    names = [c.name for c in fault_table.CASES]
+    names = [c.name for c in faults.CASES]
     assert len(names) >= 20 and len(set(names)) == len(names)
-    assert len({c.id for c in fault_table.CASES}) == len(names)
+    assert len({c.id for c in faults.CASES}) == len(names)
     rows = list(RESULTS.values())
-    table = fault_table.format_table(rows)
+    table = faults.format_table(rows)
     with capsys.disabled():
         print("\n" + table)
     assert f"cases tried: {len(rows)}" in table
