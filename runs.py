@@ -122,6 +122,7 @@ def load_checkpoint(path: Path) -> dict:
 
 def load_fold_model(path: Path, device: torch.device | str = "cpu", expect_model: str | None = None):
     """(model in eval mode on `device`, checkpoint dict); a clear error if the weights don't fit."""
+    from engine import place_model
     from models import MODEL_NAMES, build_model
 
     ckpt = load_checkpoint(path)
@@ -136,7 +137,7 @@ def load_fold_model(path: Path, device: torch.device | str = "cpu", expect_model
     except (RuntimeError, KeyError, TypeError) as e:
         raise DataError(f"{path}: weights do not fit model {name!r} "
                         f"({str(e).strip().splitlines()[0][:160]})") from None
-    return model.to(device).eval(), ckpt
+    return place_model(model, torch.device(device)).eval(), ckpt
 
 
 def pid_alive(pid: int) -> bool:

@@ -41,16 +41,21 @@ def default_index_files(extra) -> list[Path]:
 
 def print_results(results: dict) -> None:
     names = list(results["sets"])
+    w = max(20, *(len(n) for n in names))
+
+    def row(k, what, cells):
+        print(f"{k:>3} {what:>8}  " + "  ".join(f"{c:>{w}}" for c in cells))
+
     print(f"\nrun {results['run']}: accuracy per checkpoint (" + ", ".join(
         f"{n}: {results['sets'][n]['n']} digits" for n in names) + ")")
-    print(f"{'K':>3} {'fold':>8}  " + "  ".join(f"{n[:20]:>20}" for n in names))
+    row("K", "fold", names)
     for k, per in results["per_k"].items():
         for e in (e for e in results["checkpoints"] if str(e["k"]) == k):
-            print(f"{k:>3} {e['fold']:>8}  " + "  ".join(f"{e['scores'][n]['accuracy']:>20.2%}" for n in names))
-        print(f"{k:>3} {'mean±std':>8}  " + "  ".join(
-            f"{per['sets'][n]['mean_accuracy']:>11.2%} ± {per['sets'][n]['std_accuracy']:.2%}" for n in names))
-        print(f"{k:>3} {'ensemble':>8}  " + "  ".join(f"{per['sets'][n]['ensemble']['accuracy']:>20.2%}" for n in names))
-    print(f"all {'ensemble':>8}  " + "  ".join(f"{results['all_folds_ensemble'][n]['accuracy']:>20.2%}" for n in names))
+            row(k, e["fold"], [f"{e['scores'][n]['accuracy']:.2%}" for n in names])
+        sets = per["sets"]
+        row(k, "mean±std", [f"{sets[n]['mean_accuracy']:.2%} ± {sets[n]['std_accuracy']:.2%}" for n in names])
+        row(k, "ensemble", [f"{sets[n]['ensemble']['accuracy']:.2%}" for n in names])
+    row("all", "ensemble", [f"{results['all_folds_ensemble'][n]['accuracy']:.2%}" for n in names])
     print()
     for line in results["answer"]:
         print(line)

@@ -24,7 +24,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from tqdm import tqdm
 
 from dataset import DATA_DIR, DataError, IndexDataset
-from engine import evaluate, resolve_device, train_epoch
+from engine import evaluate, place_model, resolve_device, train_epoch
 from models import MODEL_NAMES, build_model
 from runs import (RUNS_DIR, fold_checkpoint_path, fold_metrics_path, load_checkpoint, new_run_name, read_json,
                   remove_stale_temp_files, save_checkpoint, set_latest, write_json)
@@ -105,7 +105,7 @@ def train_fold(run_dir, config, k, fold, images, labels, n_base, device, progres
     seed = fold_seed(config["seed"], k, fold)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = build_model(config["model"]).to(device)
+    model = place_model(build_model(config["model"]), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
     steps_per_epoch = -(-len(train_idx) // config["batch_size"])
     scheduler = None

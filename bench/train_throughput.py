@@ -11,6 +11,7 @@ Same subset, same model (LeNet), same batch (64), Adam, one process, one epoch e
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
 from dataset import DATA_DIR, MNIST_MEAN, MNIST_STD, IndexDataset, read_index  # noqa: E402
-from engine import train_epoch  # noqa: E402
+from engine import place_model, train_epoch  # noqa: E402
 from models import build_model  # noqa: E402
 
 
@@ -48,7 +49,7 @@ WARMUP = 640  # samples trained before timing starts: first calls pay one-off ke
 
 def bench_trainer(images, labels, batch_size, seed):
     torch.manual_seed(seed)
-    model = build_model("lenet")
+    model = place_model(build_model("lenet"), torch.device("cpu"))  # as train_kfold.py places it
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     warm = torch.arange(min(WARMUP, len(labels)))
     train_epoch(model, opt, images, labels, warm, batch_size, torch.Generator().manual_seed(seed))
@@ -80,6 +81,7 @@ def main(argv=None):
     p.add_argument("--index", default=str(DATA_DIR / "train.txt"), help="training index (default: data/train.txt)")
     p.add_argument("--samples", type=int, default=10_000, help="first N samples of the index (default: 10000)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=3, help="alternating repeats; medians are reported (default: 3)")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all cores)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -87,12 +89,17 @@ def main(argv=None):
     n = min(args.samples, len(ds))
     samples = read_index(args.index)[:n]
     images, labels = ds.images[:n], ds.labels[:n]
-    print(f"{n} samples, batch {args.batch_size}, LeNet, Adam, {args.threads} thread(s), 1 epoch each")
-    a = bench_trainer(images, labels, args.batch_size, 0)
-    print(f"(a) this trainer (sliced uint8 batches):      {a:9.0f} samples/s")
-    b = bench_dataloader(samples, args.batch_size, 0)
-    print(f"(b) seed-style DataLoader over PNG files:     {b:9.0f} samples/s")
-    print(f"ratio (a)/(b): {a / b:.2f}x")
+    print(f"{n} samples, batch {args.batch_size}, LeNet, Adam, {args.threads} thread(s), "
+          f"1 epoch each, {args.repeats} alternating repeats")
+    a, b = [], []
+    for r in range(args.repeats):  # alternated, so a busy moment of the machine hits both alike
+        a.append(bench_trainer(images, labels, args.batch_size, r))
+        b.append(bench_dataloader(samples, args.batch_size, r))
+        print(f"  repeat {r + 1}: (a) {a[-1]:7.0f}  (b) {b[-1]:7.0f} samples/s  ratio {a[-1] / b[-1]:.2f}x")
+    a_med, b_med = statistics.median(a), statistics.median(b)
+    print(f"(a) this trainer (sliced uint8 batches):      {a_med:9.0f} samples/s (median)")
+    print(f"(b) seed-style DataLoader over PNG files:     {b_med:9.0f} samples/s (median)")
+    print(f"ratio (a)/(b): {a_med / b_med:.2f}x")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def _signal_when(env: Env, w: Path, o: Outcome, text: str, sig: int, too_late: s
 @case("SIGKILL in the middle of a fold, then resume", "resumes; fold 0 kept; JSON = uninterrupted")
 def _kill_mid_fold(env: Env, w: Path, o: Outcome):
     run = w / "runs" / "r"
-    p = _signal_when(env, w, o, "k2 fold 1/1 epoch 1/", signal.SIGKILL, "training ended before the kill point")
+    p = _signal_when(env, w, o, "k2 fold 1 epoch 1/", signal.SIGKILL, "training ended before the kill point")
     o.check(p.rc == -signal.SIGKILL, f"exit status {p.rc} after SIGKILL")
     _kill_check(o, run, "the kill")
     o.check((run / "k2" / "fold0.pt").exists() and not (run / "k2" / "fold1.pt").exists(),
