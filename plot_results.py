@@ -198,7 +198,10 @@ def plot_learning_curves(run: dict):
         axes[1][col].set_xlabel("epoch")
         last = max(len(m["epochs"]) for m in run["folds"][k].values())
         for row in (0, 1):
-            axes[row][col].xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(last, 10)))
+            if last <= 12:  # whole epochs only (a locator would put 0.8 and 1.2 around a single epoch)
+                axes[row][col].set_xticks(range(1, last + 1))
+            else:
+                axes[row][col].xaxis.set_major_locator(MaxNLocator(integer=True))
             axes[row][col].set_xlim(0.7, last + 0.3)
             axes[row][col].grid(alpha=0.3)
     axes[0][0].set_ylabel("loss (cross-entropy)")
