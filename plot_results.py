@@ -11,8 +11,6 @@ newest checkpoint, or scored other checkpoints than the run holds now, the run i
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.util
 import io
 import math
 import re
@@ -30,7 +28,8 @@ from PIL import Image, ImageOps
 
 from dataset import DataError, IndexDataset, atomic_write_bytes, atomic_write_text, open_image
 from runs import RUNS_DIR, fold_metrics_path, list_checkpoints, load_checkpoint, read_json, resolve_run
-from scoring import expected_folds, score_run, write_results
+from scoring import (DEFAULT_SET_NAMES, HANDWRITTEN_TEST, default_index_files, expected_folds, score_run,
+                     write_results)
 
 DPI = 130
 STYLE = {"font.size": 10, "axes.titlesize": 11, "figure.titlesize": 13, "legend.fontsize": 9}
@@ -39,15 +38,6 @@ OK_GREEN, BAD_RED = "#1a7f37", "#cf222e"
 
 
 # ---------------------------------------------------------------- reading (and if needed, scoring) a run
-
-@functools.cache
-def repo_test_module():
-    """This repo's test.py, loaded from its file: `import test` could find the stdlib's `test` package."""
-    spec = importlib.util.spec_from_file_location("kfold_test_cli", Path(__file__).resolve().parent / "test.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def stale_reason(run_dir: Path, found: dict) -> str | None:
     """Why test_results.json can't be used as it is, or None when it is current."""
@@ -71,11 +61,10 @@ def index_files_to_score(run_dir: Path, extra) -> list[Path]:
     if (run_dir / "test_results.json").exists():
         old = {n: Path(s["index"]) for n, s in read_json(run_dir / "test_results.json")["sets"].items()}
     files = {n: p for n, p in old.items() if p.exists()}
-    test = repo_test_module()
     if not files:
-        return test.default_index_files([])
+        return default_index_files()
     known = {p.resolve() for p in files.values()}
-    for name, p in zip(("mnist_test", "handwritten_test"), test.DEFAULT_SETS):
+    for p, name in DEFAULT_SET_NAMES.items():
         if name not in files and p.exists() and p.resolve() not in known:
             files[name] = p
     return list(files.values())
@@ -434,7 +423,7 @@ def main(argv=None) -> int:
         for k, m in run["missing"].items():
             print(f"note: K={k} is missing fold(s) {', '.join(map(str, m))}; drawing the "
                   f"{len(run['folds'].get(k, {}))} that exist")
-        if run["hand"] is None and repo_test_module().DEFAULT_SETS[1].exists():
+        if run["hand"] is None and HANDWRITTEN_TEST.exists():
             print("note: data/handwritten/test.txt exists but this run was scored without it; "
                   "add --rescore to include it")
         for path in write_plots(run, Path(args.out) if args.out else run_dir / "plots", keep_open=args.show):

@@ -22,6 +22,21 @@ SMALL_SET = 1000  # sets up to this size also keep each sample's path and confid
 
 
 DEFAULT_SET_NAMES = {DATA_DIR / "test.txt": "mnist_test", DATA_DIR / "handwritten" / "test.txt": "handwritten_test"}
+MNIST_TEST, HANDWRITTEN_TEST = DEFAULT_SET_NAMES
+
+
+def default_index_files(extra=()) -> list[Path]:
+    """data/test.txt (prepared if missing), data/handwritten/test.txt if present, then `extra`."""
+    if not MNIST_TEST.exists():
+        from mnist import ensure_mnist
+
+        ensure_mnist(DATA_DIR)
+    files = [MNIST_TEST]
+    if HANDWRITTEN_TEST.exists():
+        files.append(HANDWRITTEN_TEST)
+    else:
+        warn(f"{HANDWRITTEN_TEST}: not found; scoring without the handwritten set")
+    return files + [Path(f) for f in extra]
 
 
 def set_names(index_files) -> list[str]:

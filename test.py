@@ -16,28 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dataset import DATA_DIR, DataError, load_digit, warn
+from dataset import DataError, load_digit
 from engine import resolve_device
+from handwriting import IMAGE_EXTS
 from runs import RUNS_DIR, resolve_run
-from scoring import DEFAULT_SET_NAMES, ensemble_for_k, pick_k, predict_images, score_run, write_results
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-DEFAULT_SETS = list(DEFAULT_SET_NAMES)  # data/test.txt (MNIST) and data/handwritten/test.txt
-
-
-def default_index_files(extra) -> list[Path]:
-    mnist_test, handwritten = DEFAULT_SETS
-    if not mnist_test.exists():
-        from mnist import ensure_mnist
-
-        ensure_mnist(DATA_DIR)
-    files = [mnist_test]
-    if handwritten.exists():
-        files.append(handwritten)
-    else:
-        warn(f"{handwritten}: not found; scoring without the handwritten set")
-    return files + [Path(f) for f in extra]
-
+from scoring import default_index_files, ensemble_for_k, pick_k, predict_images, score_run, write_results
 
 def print_results(results: dict) -> None:
     names = list(results["sets"])
@@ -65,13 +48,13 @@ def image_files(paths) -> list[Path]:
     files = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS)
         elif p.exists():
             files.append(p)
         else:
             raise DataError(f"{p}: no such file or folder")
     if not files:
-        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {' '.join(map(str, paths))}")
+        raise DataError(f"no image files ({', '.join(sorted(IMAGE_EXTS))}) in {' '.join(map(str, paths))}")
     return files
 
 

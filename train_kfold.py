@@ -26,8 +26,8 @@ from tqdm import tqdm
 from dataset import DATA_DIR, DataError, IndexDataset
 from engine import evaluate, place_model, resolve_device, train_epoch
 from models import MODEL_NAMES, build_model
-from runs import (RUNS_DIR, fold_checkpoint_path, fold_metrics_path, load_checkpoint, new_run_name, read_json,
-                  remove_stale_temp_files, save_checkpoint, set_latest, write_json)
+from runs import (RUNS_DIR, fold_checkpoint_path, fold_metrics_path, list_checkpoints, load_checkpoint,
+                  new_run_name, read_json, remove_stale_temp_files, save_checkpoint, set_latest, write_json)
 
 # Keys of config.json that define a run: folds trained with other values never share a folder.
 IDENTITY_KEYS = ("model", "epochs", "batch_size", "lr", "seed", "schedule", "augment", "limit",
@@ -281,14 +281,13 @@ def sweep(args) -> dict:
 
 
 def collect_results(run_dir: Path, config: dict) -> dict:
+    """{(K, fold): metrics} for every finished fold in the run folder."""
     results = {}
-    for kdir in run_dir.glob("k*"):
-        if kdir.name[1:].isdigit():
-            k = int(kdir.name[1:])
-            for fold in range(k):
-                done = fold_is_done(run_dir, k, fold, config)
-                if done is not None:
-                    results[(k, fold)] = done
+    for k, folds in list_checkpoints(run_dir).items():
+        for fold in folds:
+            done = fold_is_done(run_dir, k, fold, config)
+            if done is not None:
+                results[(k, fold)] = done
     return results
 
 

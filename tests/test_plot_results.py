@@ -2,6 +2,7 @@
 200-digit MNIST-like test set and 20 "handwritten" digits imported from larger photos."""
 from __future__ import annotations
 
+import importlib
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from PIL import Image
 import plot_results
 import train_kfold
 from handwriting import import_handwritten
+
+testcli = importlib.import_module("test")  # the repo's test.py (conftest puts the repo first on sys.path)
 
 PNGS = ["kfold_accuracy.png", "learning_curves.png", "confusion_matrix.png",
         "handwritten_predictions.png", "misclassified_test.png"]
@@ -46,7 +49,7 @@ def run(base, tmp_path):
 
 
 def score(runs, index_args):
-    assert plot_results.repo_test_module().main(["--run", "t", "--runs-dir", str(runs), *index_args, "--only"]) == 0
+    assert testcli.main(["--run", "t", "--runs-dir", str(runs), *index_args, "--only"]) == 0
 
 
 def plot(runs, *extra):
